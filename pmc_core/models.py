@@ -116,8 +116,13 @@ def _rebuild_embedded(target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     plain.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:
+        # Another process finished the same rebuild first: keep its folder, drop ours.
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
 
 
 def embedded_model_dir() -> Path:
@@ -129,14 +134,25 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def _load_pretrained(location: str, trust_remote_code: bool, dtype: torch.dtype):
+def _load_pretrained(location: str, trust_remote_code: bool, dtype: torch.dtype, local_only: bool = False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        location, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
-    )
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(location, **options)
+    model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True, dtype=dtype, **options)
     return model, tokenizer
+
+
+def _load_hub_id(name: str, trust_remote_code: bool, dtype: torch.dtype):
+    """From the local Hugging Face cache first (instant, offline), then from the hub unless offline mode is on."""
+    from huggingface_hub import constants
+
+    try:
+        return _load_pretrained(name, trust_remote_code, dtype, local_only=True)
+    except (OSError, ValueError):
+        if constants.HF_HUB_OFFLINE:
+            raise
+    return _load_pretrained(name, trust_remote_code, dtype)
 
 
 def load_model(
@@ -164,9 +180,12 @@ def load_model(
                 f"the folder {folder} holds no model: it has no config.json. Point to a folder written by "
                 "save_pretrained (config.json, tokenizer files, *.safetensors)"
             )
-        location = str(folder) if folder.is_dir() else source
+        location = str(folder)
         try:
-            model, tokenizer = _load_pretrained(location, trust_remote_code, torch_dtype)
+            if folder.is_dir():
+                model, tokenizer = _load_pretrained(location, trust_remote_code, torch_dtype, local_only=True)
+            else:
+                model, tokenizer = _load_hub_id(source, trust_remote_code, torch_dtype)
         except (OSError, ValueError) as error:
             where = "local folder" if folder.is_dir() else "hub id"
             raise ModelLoadError(

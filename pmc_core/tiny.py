@@ -53,7 +53,7 @@ def build_tiny_model(seed: int = 0, hidden_size: int = 32, layers: int = 2):
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,  # tied random embeddings make greedy decoding echo the last (special) token
     )
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

@@ -1,0 +1,5 @@
+import sys
+
+from pmc_core.cli import main
+
+sys.exit(main())
