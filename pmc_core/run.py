@@ -107,6 +107,25 @@ class PMCRun:
             return max(0.0, (total - step) / max(1, total - warmup))
         return 1.0
 
+    @classmethod
+    def from_folder(cls, base: LoadedModel, folder: str | Path) -> "PMCRun":
+        """Reopen a saved run on `base` (its model): history, original answers, and the last snapshot's weights and
+        method state, so earlier iterations can be generated from. Nothing is written until the run is stepped."""
+        saved = storage.load_run(folder)
+        if not saved.history:
+            raise RunInputError(f"{folder} holds no iterations yet: nothing to reopen")
+        run = cls(base, saved.forget, saved.retain, saved.config, out_dir=folder)
+        run.history = saved.history
+        run.references = [prompt["original_answer"] for prompt in saved.history[0]["prompts"]]
+        snapshots = run.snapshot_iterations()
+        if snapshots:
+            state, method_state = run._load_snapshot(snapshots[-1])
+            run._apply_state(state)
+            if method_state:
+                run.method.load_state_dict(method_state)
+        run.phase = "idle"
+        return run
+
     @property
     def iteration(self) -> int:
         """The last finished iteration; -1 before `start()`."""
@@ -194,6 +213,7 @@ class PMCRun:
                         f"{iteration - 1} is kept. Lower the learning rate or use float32."
                     )
                     self.optimizer.zero_grad(set_to_none=True)
+                    self.phase = "failed"
                     raise TrainingDivergedError(self.error)
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -204,7 +224,6 @@ class PMCRun:
                     sums[key] += value.item()
         finally:
             self.model.eval()
-            self.phase = "stopped" if self.error else self.phase
         steps = self.config.optim.steps_per_iteration
         return {key: value / steps for key, value in sums.items()}
 
