@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pmc_core import PMCRun, RunConfig, load_builtin, load_model
-from pmc_core.config import SamplingConfig
+from pmc_core.config import OptimConfig, SamplingConfig
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,9 @@ def test_embedded_model_is_a_plain_trainable_model(embedded, tmp_path):
 def test_short_pmc_run_raises_forget_nll_and_keeps_retain(embedded, tmp_path):
     forget = load_builtin("forget")[:1]
     retain = load_builtin("retain")
-    config = RunConfig(iterations=4, eval_every=4, seed=0, sampling=SamplingConfig(max_new_tokens=24))
+    # A short run: a little more learning rate than the default and no warm-up, so 6 iterations suffice.
+    config = RunConfig(iterations=6, eval_every=6, seed=0, sampling=SamplingConfig(max_new_tokens=24),
+                       optim=OptimConfig(learning_rate=2e-3, warmup_iterations=0))
     run = PMCRun(embedded, forget, retain, config, out_dir=tmp_path / "run")
     run.start()
     for _ in range(config.iterations):
