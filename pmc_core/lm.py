@@ -11,34 +11,44 @@ GENERATION_ROWS = 64  # sequences generated at once, to bound memory on long for
 
 
 def masked_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sequence mean NLL over label tokens != -100; logits (B, T, V), labels (B, T) -> (B,)."""
-    shifted_logits = logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
-    shifted_labels = labels[:, 1:]
-    token_nll = F.cross_entropy(
-        shifted_logits.transpose(1, 2), shifted_labels.clamp(min=0), reduction="none"
-    )  # (B, T-1)
-    mask = (shifted_labels != -100).float()
+    """Per-sequence mean NLL of the label tokens != -100, where logits[:, t] predicts labels[:, t].
+
+    logits (B, T, V), labels (B, T) -> (B,). Example: uniform logits over V tokens give log(V) for every row.
+    """
+    token_nll = F.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")  # (B, T)
+    mask = (labels != -100).float()
     return (token_nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def answer_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict answer tokens, aligned with their labels: (B, K, V) and (B, K).
+
+    Only the span from the earliest answer token on goes through the LM head: prompts (a chat template's system
+    text included) are often half of each row, and the vocabulary projection is the costliest layer of a small model.
+    """
+    device = next(model.parameters()).device
+    labels = batch["labels"].to(device)
+    answer_columns = (labels != -100).any(0).nonzero()
+    first = int(answer_columns[0]) if len(answer_columns) else labels.shape[1] - 1
+    keep = labels.shape[1] - first + 1  # positions first-1 .. T-1; the last one predicts nothing
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                   logits_to_keep=keep).logits
+    return logits[:, -keep:-1], labels[:, first:]
 
 
 def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over all answer tokens of a batch (prompt and padding masked)."""
-    device = next(model.parameters()).device
-    batch = {key: value.to(device) for key, value in batch.items()}
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    return F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100)
+    logits, labels = answer_logits(model, batch)
+    return F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100)
 
 
 @torch.no_grad()
 def answer_nll(model, tokenizer, questions: list[str], answers: list[str], batch_size: int = 16) -> list[float]:
     """Mean per-token NLL of each answer given its question under `model`."""
-    device = next(model.parameters()).device
     values: list[float] = []
     for start in range(0, len(questions), batch_size):
         batch = build_batch(tokenizer, questions[start: start + batch_size], answers[start: start + batch_size])
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        values.extend(masked_token_nll(logits, batch["labels"].to(device)).tolist())
+        values.extend(masked_token_nll(*answer_logits(model, batch)).tolist())
     return values
 
 

@@ -300,3 +300,28 @@ def test_local_folder_and_saved_adapter_load(tiny, tmp_path):
     assert torch.allclose(adapted.model(input_ids=ids).logits, run.model(input_ids=ids).logits, atol=1e-5)
     with pytest.raises(ModelLoadError, match="no adapter_config.json"):
         load_model(str(tmp_path / "model"), adapter=str(tmp_path))
+
+
+# ----- NLL ----------------------------------------------------------------------------------------------------------
+def test_masked_token_nll_known_answers():
+    from pmc_core.lm import masked_token_nll
+
+    vocab = 4
+    uniform = torch.zeros(2, 3, vocab)
+    labels = torch.tensor([[1, 2, -100], [-100, -100, 3]])
+    assert masked_token_nll(uniform, labels).tolist() == pytest.approx([math.log(vocab)] * 2)
+    certain = torch.full((1, 2, vocab), -1e4)
+    certain[0, 0, 1] = certain[0, 1, 2] = 0.0  # all mass on the right tokens
+    assert masked_token_nll(certain, torch.tensor([[1, 2]])).tolist() == pytest.approx([0.0], abs=1e-6)
+
+
+def test_answer_nll_matches_full_logits(tiny):
+    from pmc_core.lm import answer_nll, masked_token_nll
+
+    questions = ["Short?", "A much longer question about things?"]
+    answers = ["Yes it is.", "No."]
+    batch = build_batch(tiny.tokenizer, questions, answers)
+    with torch.no_grad():
+        full = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = masked_token_nll(full[:, :-1], batch["labels"][:, 1:])
+    assert answer_nll(tiny.model, tiny.tokenizer, questions, answers) == pytest.approx(expected.tolist(), abs=1e-5)
