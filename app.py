@@ -22,18 +22,28 @@ import streamlit as st
 
 from pages.common import attach_on_first_visit, session_summary
 
-st.set_page_config(page_title="PMC Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="PMC Lab", page_icon=":material/science:", layout="wide")
 attach_on_first_visit()
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/model.py", title="Model", icon="🧠"),
-    st.Page("pages/forget_set.py", title="Forget set", icon="📝"),
-    st.Page("pages/collapse.py", title="Collapse", icon="🌀"),
-    st.Page("pages/drift.py", title="Drift", icon="📉"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/memory:"),
+    st.Page("pages/forget_set.py", title="Forget set", icon=":material/edit_note:"),
+    st.Page("pages/collapse.py", title="Collapse", icon=":material/cyclone:"),
+    st.Page("pages/drift.py", title="Drift", icon=":material/trending_up:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
-page = st.navigation(pages)
+# Our own sidebar links (client.showSidebarNavigation is off): Streamlit would otherwise list the raw pages/ folder
+# on the first visit after a server start, before st.navigation has run once.
+page = st.navigation(pages, position="hidden")
 with st.sidebar:
-    session_summary()
-page.run()
+    for entry in pages:
+        st.page_link(entry)
+    st.divider()
+    summary = st.container()
+try:
+    page.run()
+finally:
+    # Drawn after the page, so it shows what the page just changed (and still drawn when a page calls st.stop()).
+    with summary:
+        session_summary()

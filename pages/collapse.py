@@ -129,7 +129,7 @@ def generated_answers(shown, iteration: int) -> list[list[str]] | None:
         with st.spinner(f"Generating at iteration {iteration}…"):
             futures.wait([future], timeout=GENERATE_WAIT_SECONDS)
     if not future.done():
-        st.info("Generation is queued: it runs as soon as the current iteration ends.", icon="⏳")
+        st.info("Generation is queued: it runs as soon as the current iteration ends.", icon=":material/hourglass_top:")
         return None
     if future.exception() is not None:
         st.error(f"Generation failed: {future.exception()}")
@@ -141,14 +141,17 @@ def show_record(shown, record: dict[str, Any], first: dict[str, Any]) -> None:
     iteration = record["iteration"]
     metrics = st.columns(5)
     delta = record["forget_nll"] - first["forget_nll"] if iteration and record["forget_nll"] is not None else None
-    metrics[0].metric("Forget NLL (original answers)", f"{record['forget_nll']:.3f}",
-                      delta=f"{delta:+.3f}" if delta is not None else None, help="Higher = more forgotten.")
+    # Short labels: five metrics share the row, and longer labels are cut off ("Forget NLL (original ans…").
+    metrics[0].metric("Forget NLL", f"{record['forget_nll']:.3f}",
+                      delta=f"{delta:+.3f}" if delta is not None and abs(delta) >= 5e-4 else None,
+                      help="Mean NLL of the original answers: higher = more forgotten.")
     score = record["mean_picked_score"]
     metrics[1].metric("Mean target score", "—" if score is None else f"{score:.3f}", help="Lower = more forgotten.")
     metrics[2].metric("Retain NLL", "—" if record["retain_nll"] is None else f"{record['retain_nll']:.3f}")
     rouge = record["forget_rouge"]
-    metrics[3].metric("Greedy forget ROUGE-L", "—" if rouge is None else f"{rouge:.3f}",
-                      help="Only on iterations with greedy evaluation.")
+    metrics[3].metric("Forget ROUGE-L", "—" if rouge is None else f"{rouge:.3f}",
+                      help="ROUGE-L recall of the greedy answers against the original answers: lower = more "
+                           "forgotten. Only on iterations with greedy evaluation.")
     losses = record.get("losses") or {}
     metrics[4].metric("Total loss", "—" if losses.get("total") is None else f"{losses['total']:.3f}")
 
@@ -169,7 +172,7 @@ def show_record(shown, record: dict[str, Any], first: dict[str, Any]) -> None:
 
     for position, prompt in enumerate(record["prompts"]):
         with st.container(border=True, key=f"prompt_{position}"):
-            badge = (" · ❄️ frozen (its target scores 0: no sampling, it trains on its cached answer)"
+            badge = (" · :material/ac_unit: frozen (its target scores 0: no sampling, it trains on its cached answer)"
                      if prompt["frozen"] else "")
             st.markdown(f"**#{prompt['index'] + 1} {prompt['question']}**{badge}")
             original, now = st.columns(2)
@@ -214,14 +217,14 @@ def live_view() -> None:
             st.caption(f"About {status.eta_seconds:.0f} s left · started {clock(status.started_at)} · "
                        f"updated {clock(status.updated_at)}")
         if status.error:
-            st.error(status.error, icon="🛑")
+            st.error(status.error, icon=":material/error:")
             if job.error_details:
                 with st.expander("Details"):
                     st.code(job.error_details)
     history = shown.history
     if not history:
         st.info("No iterations yet: press Step or Run N. The first iteration also records the original answers "
-                "(iteration 0).", icon="🌀")
+                "(iteration 0).", icon=":material/cyclone:")
         return
     summary = shown.summary
     if summary:
@@ -272,10 +275,10 @@ if shown is None:
     st.caption(f"{len(forget)} forget prompts and {len(retain)} retain pairs · model: "
                f"{st.session_state['model_args']['source'] if model_ready else 'not loaded'}")
     if not model_ready:
-        st.warning("Load a model first.", icon="🧠")
-        st.page_link(PAGE_MODEL, label="Load a model", icon="🧠")
+        st.warning("Load a model first.", icon=":material/memory:")
+        st.page_link(PAGE_MODEL, label="Load a model", icon=":material/memory:")
     if not forget:
-        st.page_link(PAGE_FORGET, label="Choose what to forget", icon="📝")
+        st.page_link(PAGE_FORGET, label="Choose what to forget", icon=":material/edit_note:")
     can_train = config is not None and model_ready and bool(forget)
 else:
     can_train = bool(job) and not status.read_only and not status.terminal and not status.busy
@@ -333,7 +336,7 @@ if reset:
     st.rerun()
 
 if shown is not None:
-    st.page_link(PAGE_DRIFT, label="See the drift charts", icon="📉")
+    st.page_link(PAGE_DRIFT, label="See the drift charts", icon=":material/trending_up:")
 elif manager.statuses():
-    st.page_link(PAGE_RUNS, label="Other live jobs and saved runs", icon="🗂️")
+    st.page_link(PAGE_RUNS, label="Other live jobs and saved runs", icon=":material/folder_open:")
 st.fragment(live_view, run_every=POLL_SECONDS if status and status.busy else None)()

@@ -27,7 +27,7 @@ def token_view(shown, iteration: int) -> None:
     index = st.selectbox("Forget prompt", range(len(forget)), key="keep.token_prompt", persist_state="session",
                          format_func=lambda i: prompt_label(i, forget[i].question, width=70))
     if shown.job is None:
-        st.info("The per-token view needs the run's model: load it to compute the log-probabilities.", icon="🧠")
+        st.info("The per-token view needs the run's model: load it to compute the log-probabilities.", icon=":material/memory:")
         if st.button("Load the run's model", key="btn_open_model_drift"):
             if open_with_model(shown.folder):
                 st.rerun(scope="app")
@@ -39,7 +39,7 @@ def token_view(shown, iteration: int) -> None:
         with st.spinner("Computing token log-probabilities…"):
             futures.wait(requests, timeout=TOKEN_WAIT_SECONDS)
     if not all(r.done() for r in requests):
-        st.info("Queued: computed as soon as the current iteration ends.", icon="⏳")
+        st.info("Queued: computed as soon as the current iteration ends.", icon=":material/hourglass_top:")
     elif any(r.exception() is not None for r in requests):
         failure = next(r.exception() for r in requests if r.exception() is not None)
         st.error(f"Could not compute the token log-probabilities: {failure}")
@@ -54,7 +54,7 @@ def charts() -> None:
         return
     history = shown.history
     if not history:
-        st.info("No iterations yet: start the run on the Collapse page.", icon="🌀")
+        st.info("No iterations yet: start the run on the Collapse page.", icon=":material/cyclone:")
         return
     if shown.job:
         st.caption(f"Run **{shown.job.label}**: {shown.job.status().state}, {len(history) - 1} iterations.")
@@ -78,9 +78,9 @@ def charts() -> None:
 st.title("Drift")
 shown = shown_run()
 if shown is None:
-    st.info("No run yet: start one on the Collapse page, or open a saved run.", icon="📉")
-    st.page_link(PAGE_COLLAPSE, label="Run the collapse", icon="🌀")
-    st.page_link(PAGE_RUNS, label="Open a saved run", icon="🗂️")
+    st.info("No run yet: start one on the Collapse page, or open a saved run.", icon=":material/trending_up:")
+    st.page_link(PAGE_COLLAPSE, label="Run the collapse", icon=":material/cyclone:")
+    st.page_link(PAGE_RUNS, label="Open a saved run", icon=":material/folder_open:")
     st.stop()
 busy = shown.job is not None and shown.job.status().busy
 st.fragment(charts, run_every=POLL_SECONDS if busy else None)()

@@ -7,16 +7,21 @@ from pages.common import (DEFAULT_FORGET_COUNT, PAGE_COLLAPSE, PAGE_MODEL, built
                           prompt_table, to_items)
 from pmc_core.probe import KNOWS_THRESHOLD, probe
 
+# Pixel widths that add up to ~920: every column, the verdicts included, fits the main area of a 1400 px window.
 PROBE_COLUMNS = {
-    "question": st.column_config.TextColumn("question", width="medium"),
-    "answer": st.column_config.TextColumn("ground truth", width="small"),
-    "greedy_answer": st.column_config.TextColumn("model's answer (greedy)", width="large"),
-    "answer_nll": st.column_config.NumberColumn("NLL of ground truth", format="%.3f",
-                                                help="Mean per-token negative log-likelihood (nats)."),
+    "question": st.column_config.TextColumn("question", width=190),
+    "answer": st.column_config.TextColumn("ground truth", width=150),
+    "greedy_answer": st.column_config.TextColumn("model's answer (greedy)", width=220),
+    "answer_nll": st.column_config.NumberColumn("NLL (truth)", format="%.3f", width=95,
+                                                help="Mean per-token negative log-likelihood of the ground truth "
+                                                     "(nats)."),
     "answer_prob": st.column_config.ProgressColumn("p per token", min_value=0.0, max_value=1.0, format="%.3f",
+                                                   width=110,
                                                    help="exp(−NLL): the geometric-mean token probability."),
-    "answer_recall": st.column_config.NumberColumn("ROUGE-L recall", format="%.2f"),
-    "knows": st.column_config.CheckboxColumn("knows it", help=f"ROUGE-L recall ≥ {KNOWS_THRESHOLD}"),
+    "answer_recall": st.column_config.NumberColumn("ROUGE-L", format="%.2f", width=80,
+                                                   help="ROUGE-L recall of the greedy answer against the ground "
+                                                        "truth."),
+    "knows": st.column_config.CheckboxColumn("knows it", width=75, help=f"ROUGE-L recall ≥ {KNOWS_THRESHOLD}"),
 }
 
 
@@ -64,14 +69,14 @@ retain_column.metric("Retain pairs", len(retain))
 if not forget:
     st.warning("The forget set is empty: pick or add at least one question.")
 else:
-    st.page_link(PAGE_COLLAPSE, label="Next: run the collapse", icon="🌀")
+    st.page_link(PAGE_COLLAPSE, label="Next: run the collapse", icon=":material/cyclone:")
 
 st.divider()
 st.subheader("Probe: what does the model know now?")
 loaded = loaded_model()
 if loaded is None:
-    st.info("Load a model to probe it.", icon="🧠")
-    st.page_link(PAGE_MODEL, label="Load a model", icon="🧠")
+    st.info("Load a model to probe it.", icon=":material/memory:")
+    st.page_link(PAGE_MODEL, label="Load a model", icon=":material/memory:")
 keep_default("keep.probe_retain", False)
 with_retain = st.checkbox("Also probe the retain set", key="keep.probe_retain", persist_state="session")
 if st.button("Probe the model", key="btn_probe", disabled=loaded is None or not forget):

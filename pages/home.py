@@ -30,25 +30,25 @@ with right:
     st.subheader("Where you are")
     model_args = st.session_state.get("model_args")
     if model_args:
-        st.success(f"Model loaded: **{model_args['source']}**", icon="✅")
+        st.success(f"Model loaded: **{model_args['source']}**", icon=":material/check_circle:")
     else:
-        st.warning("No model loaded yet.", icon="⚠️")
-    st.page_link(PAGE_MODEL, label="1 · Load a model", icon="🧠")
+        st.warning("No model loaded yet.", icon=":material/warning:")
+    st.page_link(PAGE_MODEL, label="1 · Load a model", icon=":material/memory:")
 
     chosen = "chosen" if "forget_items" in st.session_state else "preselected (built-in)"
-    st.info(f"{len(forget_rows())} forget prompts {chosen}, {len(retain_rows())} retain pairs.", icon="📝")
-    st.page_link(PAGE_FORGET, label="2 · Choose what to forget", icon="📝")
+    st.info(f"{len(forget_rows())} forget prompts {chosen}, {len(retain_rows())} retain pairs.", icon=":material/edit_note:")
+    st.page_link(PAGE_FORGET, label="2 · Choose what to forget", icon=":material/edit_note:")
 
     job = active_job()
     if job is not None:
-        st.info("Run: " + status_text(job.status()), icon="🌀")
+        st.info("Run: " + status_text(job.status()), icon=":material/cyclone:")
     elif st.session_state.get("view_run"):
-        st.info(f"Viewing the saved run {Path(st.session_state['view_run']).name}.", icon="🗂️")
+        st.info(f"Viewing the saved run {Path(st.session_state['view_run']).name}.", icon=":material/folder_open:")
     else:
-        st.info("No run in progress.", icon="🌀")
-    st.page_link(PAGE_COLLAPSE, label="3 · Run the collapse", icon="🌀")
-    st.page_link(PAGE_DRIFT, label="4 · Watch the answers drift", icon="📉")
-    st.page_link(PAGE_RUNS, label="Saved runs", icon="🗂️")
+        st.info("No run in progress.", icon=":material/cyclone:")
+    st.page_link(PAGE_COLLAPSE, label="3 · Run the collapse", icon=":material/cyclone:")
+    st.page_link(PAGE_DRIFT, label="4 · Watch the answers drift", icon=":material/trending_up:")
+    st.page_link(PAGE_RUNS, label="Saved runs", icon=":material/folder_open:")
 
 st.divider()
 st.subheader("The collapse toy")

@@ -58,7 +58,7 @@ with settings:
                         help="Runs Python code shipped with a hub model on this machine. Leave it off unless you "
                              "trust the model.")
     if trust:
-        st.warning("Remote code from the model's repository will run on this machine.", icon="⚠️")
+        st.warning("Remote code from the model's repository will run on this machine.", icon=":material/warning:")
 
     source = {"hub": st.session_state["keep.model.hub"].strip(),
               "folder": st.session_state["keep.model.folder"].strip()}.get(kind, kind)
@@ -76,21 +76,25 @@ with settings:
         else:
             st.session_state["model_args"] = args
             st.session_state["model_info"] = loaded.describe()
+            st.rerun()  # the sidebar, drawn before this page, still says "not loaded"
 
 with facts:
     info = st.session_state.get("model_info")
     if not st.session_state.get("model_args") or not info:
-        st.info("No model loaded yet.", icon="🧠")
+        st.info("No model loaded yet.", icon=":material/memory:")
     else:
         st.subheader(info["source"])
         st.caption(f"{info['architecture']} · {'chat template' if info['chat_template'] else 'Question/Answer tags'}")
-        top = st.columns(2)
-        top[0].metric("Parameters", f"{info['parameters'] / 1e6:,.2f} M")
-        top[1].metric("Load time", f"{info['load_seconds']:.1f} s")
-        bottom = st.columns(3)
-        bottom[0].metric("Device", info["device"])
-        bottom[1].metric("Precision", info["dtype"])
-        bottom[2].metric("Weights", f"{info['weights_mb']:,.0f} MB")
+        # Two to a row: three to a row cut values such as "bfloat16" or "134.52 M" off in this narrow column.
+        weights_mb = info["weights_mb"]
+        facts_grid = st.columns(2)
+        for position, (label, value) in enumerate([
+            ("Parameters", f"{info['parameters'] / 1e6:,.2f} M"),
+            ("Weights", f"{weights_mb:,.0f} MB" if weights_mb >= 10 else f"{weights_mb:.1f} MB"),
+            ("Device", info["device"]), ("Precision", info["dtype"]),
+            ("Load time", f"{info['load_seconds']:.1f} s"),
+        ]):
+            facts_grid[position % 2].metric(label, value)
         if st.session_state["model_args"] != args:
             st.caption("The settings on the left differ from the loaded model: press Load model to switch.")
-        st.page_link(PAGE_FORGET, label="Next: choose what to forget", icon="📝")
+        st.page_link(PAGE_FORGET, label="Next: choose what to forget", icon=":material/edit_note:")

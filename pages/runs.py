@@ -13,8 +13,8 @@ LIVE_WAIT_SECONDS = 30  # for a discarded job's current iteration to end before 
 
 
 def go_to_run_pages() -> None:
-    st.page_link(PAGE_COLLAPSE, label="Open in Collapse", icon="🌀")
-    st.page_link(PAGE_DRIFT, label="Open in Drift", icon="📉")
+    st.page_link(PAGE_COLLAPSE, label="Open in Collapse", icon=":material/cyclone:")
+    st.page_link(PAGE_DRIFT, label="Open in Drift", icon=":material/trending_up:")
 
 
 st.title("Runs")
@@ -43,7 +43,7 @@ root = storage.runs_root()
 st.caption(f"In `{root.resolve()}` (set PMC_LAB_RUNS to use another folder); runs written by the CLI appear here too.")
 rows = storage.list_runs(root)
 if not rows:
-    st.info("No saved runs yet.", icon="🗂️")
+    st.info("No saved runs yet.", icon=":material/folder_open:")
     st.stop()
 st.dataframe(pd.DataFrame(rows).drop(columns=["path"]), hide_index=True, width="stretch", key="saved_runs")
 by_path = {row["path"]: row for row in rows}
@@ -72,7 +72,7 @@ if st.session_state.get("confirm_delete") == path:
     if busy:
         st.error("This run is still running: stop it on the Collapse page first.")
     else:
-        st.warning(f"Delete {row['name']} and all its files for good?", icon="🗑️")
+        st.warning(f"Delete {row['name']} and all its files for good?", icon=":material/delete:")
         yes, no = st.columns(2)
         if yes.button("Yes, delete", key="btn_confirm_delete", type="primary"):
             if live is not None:

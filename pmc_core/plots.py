@@ -134,6 +134,8 @@ def _finish(fig: go.Figure, iterations: list[int]) -> go.Figure:
         fig.update_xaxes(tick0=0, dtick=1)
     if span == 0:
         fig.update_xaxes(range=[min(iterations) - 0.5, min(iterations) + 1.5])
+    else:  # every panel spans the run, also one whose series has a single point (e.g. one greedy evaluation)
+        fig.update_xaxes(range=[min(iterations) - 0.3, max(iterations) + 0.3])
     if max(iterations) == 0:
         fig.add_annotation(text=EMPTY_TEXT, x=1, y=1, xref="paper", yref="paper", xanchor="right", yanchor="top",
                            showarrow=False, font={"color": "gray"})
@@ -260,8 +262,8 @@ def picked_score_figure(history: History) -> go.Figure:
 def retain_figure(history: History) -> go.Figure:
     """Retain NLL (left panel) and greedy retain ROUGE-L recall where evaluated (right panel)."""
     frame = run_frame(history)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                        subplot_titles=("retain NLL (lower = better)", "greedy retain ROUGE-L (higher = better)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18,
+                        subplot_titles=("retain NLL ↓", "greedy retain ROUGE-L ↑"))
     nll = frame.dropna(subset=["retain_nll"])
     rouge = frame.dropna(subset=["retain_rouge"])
     fig.add_trace(go.Scatter(x=nll["iteration"].tolist(), y=nll["retain_nll"].tolist(),
@@ -300,8 +302,8 @@ def loss_figure(history: History) -> go.Figure:
 def samples_figure(history: History) -> go.Figure:
     """Mean sample length in words (left) and distinct-bigram diversity (right) vs iteration."""
     frame = run_frame(history)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                        subplot_titles=("mean length (words)", "diversity (distinct bigrams / all)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18,
+                        subplot_titles=("mean length (words)", "diversity (distinct bigrams)"))
     for col, (column, name, color) in enumerate((("sample_mean_words", "words per sample", PALETTE[4]),
                                                   ("sample_diversity", "distinct-bigram ratio", PALETTE[1])), start=1):
         present = frame.dropna(subset=[column])
@@ -311,7 +313,7 @@ def samples_figure(history: History) -> go.Figure:
                                  hovertemplate=f"iteration %{{x}}: {name} %{{y:.3g}}<extra></extra>"), row=1, col=col)
     _style(fig, "Sampled answers", "iteration", None)
     fig.update_yaxes(title_text="words", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="ratio (higher = more varied)", range=[-0.03, 1.03], row=1, col=2)
+    fig.update_yaxes(title_text="ratio (↑ more varied)", range=[-0.03, 1.03], row=1, col=2)
     return _finish(fig, frame["iteration"].tolist())
 
 
