@@ -268,7 +268,8 @@ def report(facts: dict, start: dict, load: dict, run: dict, history: list[dict],
         f"| start | launch → `/_stcore/health` ok | {fmt(start['health_s'], 2)} |",
         f"| start | launch → Home title \"PMC Lab\" shown in chromium (time to a usable page) | "
         f"{fmt(start['usable_s'], 2)} |",
-        f"| Model | Load: \"Load time\" the page reports | {load['reported']} |",
+        f"| Model | Load: \"Load time\" the page reports | "
+        f"{fmt(load['reported_s']) if load['reported_s'] is not None else load['reported']} |",
         f"| Model | Load: click → loaded facts shown (wall) | {fmt(load['wall_s'], 1)} |",
         f"| Collapse | Run N = {run_n}: s/iteration the status line shows | {fmt(run['page_s_per_iteration'], 2)} |",
         f"| Collapse | Run N = {run_n}: click → status line shows iteration {run_n} done (wall) | "
