@@ -23,7 +23,8 @@ from pmc_core.prompts import PromptItem, build_batch
 from pmc_core.rewards import distinct_bigram_ratio, rouge_l_recall
 from pmc_core import storage
 
-# Sampling seeds torch's global generator; runs in other threads (other browser tabs) must not interleave there.
+# Seeding and drawing from torch's global generator (LoRA init, sampling) must not interleave across runs in other
+# threads (other browser tabs), or a seed would no longer fix a run.
 _SAMPLING_LOCK = threading.Lock()
 
 
@@ -65,8 +66,9 @@ class PMCRun:
         self.tokenizer, self.device = base.tokenizer, base.device
         self.model_info = base.describe()
         self.out_dir = Path(out_dir) if out_dir else None
-        torch.manual_seed(config.seed)  # LoRA's A matrices are drawn at random
-        self.model = self._trainable_copy(base.model)
+        with _SAMPLING_LOCK:  # LoRA's A matrices come from torch's global generator, which other runs seed too
+            torch.manual_seed(config.seed)
+            self.model = self._trainable_copy(base.model)
         self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(
             list(self.trainable.values()), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
