@@ -315,7 +315,7 @@ class PMCRun:
 
     def snapshot_iterations(self) -> list[int]:
         if self.out_dir:
-            return sorted(int(p.stem.split("_")[1]) for p in (self.out_dir / "snapshots").glob("iter_*.safetensors"))
+            return storage.snapshot_iterations(self.out_dir)
         return sorted(self._memory_snapshots)
 
     def _load_snapshot(self, iteration: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -380,7 +380,7 @@ class PMCRun:
                 else:
                     del self._memory_snapshots[later]
             if self.out_dir:
-                self.rewrite_history()
+                storage.write_history(self.out_dir, self.history)
 
     # ----- results ------------------------------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
@@ -391,16 +391,13 @@ class PMCRun:
                 self.phase = "final evaluation"
                 last.update(self._evaluate(last["iteration"], last["prompts"], greedy=True))
                 if self.out_dir:
-                    self.rewrite_history()
+                    storage.write_history(self.out_dir, self.history)
             summary = summarize(self.history)
             if self.out_dir:
                 storage.write_json(self.out_dir / "summary.json", summary)
             self.phase = "finished"
             return summary
 
-    def rewrite_history(self) -> None:
-        (self.out_dir / "history.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.history))
 
     def save_adapter(self, folder: str | Path) -> None:
         """Save the current LoRA adapter in PEFT format (loadable as the Model page's adapter)."""

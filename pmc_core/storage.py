@@ -75,6 +75,17 @@ def append_record(folder: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def write_history(folder: Path, records: list[dict[str, Any]]) -> None:
+    """Replace history.jsonl with `records` (after a rewind, or when the last record gained its final evaluation)."""
+    (folder / "history.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                          encoding="utf-8")
+
+
+def snapshot_iterations(folder: Path) -> list[int]:
+    """Iterations with a weight snapshot in folder/snapshots. Example: iter_0000, iter_0003 -> [0, 3]."""
+    return sorted(int(p.stem.split("_")[1]) for p in (Path(folder) / "snapshots").glob("iter_*.safetensors"))
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     staging = path.with_suffix(path.suffix + ".tmp")
     staging.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
@@ -109,7 +120,7 @@ class SavedRun:
 
     @property
     def snapshot_iterations(self) -> list[int]:
-        return sorted(int(p.stem.split("_")[1]) for p in (self.folder / "snapshots").glob("iter_*.safetensors"))
+        return snapshot_iterations(self.folder)
 
 
 def load_run(folder: str | Path) -> SavedRun:
