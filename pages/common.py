@@ -19,7 +19,7 @@ from pmc_core import (ConfigError, LoadedModel, ModelLoadError, PromptFileError,
                       load_model, storage)
 from pmc_core.config import ModelConfig
 from pmc_core.jobs import TERMINAL_STATES, Job, JobManager, JobStatus
-from pmc_core.prompts import FIELDS, format_of, parse_prompts
+from pmc_core.prompts import FIELDS, read_prompt_bytes
 
 MODEL_ENV = "PMC_LAB_MODEL"
 DEFAULT_FORGET_COUNT = 3  # built-in forget prompts preselected
@@ -146,11 +146,9 @@ def prompt_table(name: str, default_rows: list[dict[str, str]], what: str) -> li
         st.session_state[done_key] = upload.file_id
         st.session_state[error_key] = None
         try:
-            items = parse_prompts(upload.getvalue().decode("utf-8"), upload.name, format_of(upload.name))
+            items = read_prompt_bytes(upload.getvalue(), upload.name)
         except PromptFileError as error:
             st.session_state[error_key] = f"Nothing loaded, your table is unchanged. {error}"
-        except UnicodeDecodeError as error:
-            st.session_state[error_key] = f"Nothing loaded: {upload.name} is not UTF-8 text ({error.reason})."
         else:
             st.session_state[rows_key] = st.session_state[base_key] = [item.to_dict() for item in items]
             st.session_state[version_key] += 1

@@ -84,16 +84,22 @@ def format_of(path: str | Path) -> str:
     return {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(suffix, suffix.lstrip("."))
 
 
+def read_prompt_bytes(data: bytes, source: str) -> list[PromptItem]:
+    """Decode and parse the bytes of a prompt file (a path or an upload); the format comes from `source`'s suffix."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PromptFileError(source, None, None, f"not UTF-8 text ({error.reason})") from None
+    return parse_prompts(text, source, format_of(source))
+
+
 def load_prompts(path: str | Path) -> list[PromptItem]:
     """Read a .jsonl or .csv prompt file."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise PromptFileError(str(path), None, None, "no such file") from None
-    except UnicodeDecodeError as error:
-        raise PromptFileError(str(path), None, None, f"not UTF-8 text ({error.reason})") from None
-    return parse_prompts(text, str(path), format_of(path))
+    return read_prompt_bytes(data, str(path))
 
 
 def dump_prompts(items: list[PromptItem], fmt: str) -> str:

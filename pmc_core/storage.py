@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -178,8 +179,6 @@ def delete_run(folder: str | Path) -> None:
 
 def zip_run(folder: str | Path) -> bytes:
     """The whole run folder as zip bytes, for download."""
-    import io
-
     folder = Path(folder)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

